@@ -5,7 +5,10 @@
 # %% auto #0
 __all__ = ['distance_matrix', 'knn_predict', 'evaluate_knn', 'knn_sweep_predict', 'knn_sweep', 'plot_knn_sweep']
 
-# %% ../nbs/01_knn.ipynb #88b98f62
+# %% ../nbs/01_knn.ipynb #47b6f52c
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
@@ -262,7 +265,18 @@ def _vote_every_k(neighbour_labels, # (m, k_max) labels of each row's neighbours
     counts *= np.tri(k_max, dtype=np.int32)
     return np.take_along_axis(neighbour_labels, counts.argmax(axis=2), axis=1)
 
-# %% ../nbs/01_knn.ipynb #bcc6db18
+# %% ../nbs/01_knn.ipynb #87e10fcb
+def _predict_rows(dots, # (m, n_train) dot products of m test rows with the training rows
+                  half_norms, # (n_train,) half the squared norm of each training row
+                  labels_train, # (n_train,) classes of the training rows
+                  out, # (m, k_max) where the predictions for k = 1..k_max go
+                 ):
+    "Turn `dots` into scores in place, find the nearest neighbours and vote for every k."
+    scores = np.subtract(half_norms, dots, out=dots)
+    nearest = _nearest_by_group_minima(scores, out.shape[1])
+    out[:] = _vote_every_k(labels_train[nearest])
+
+# %% ../nbs/01_knn.ipynb #1218cced
 def knn_sweep_predict(data_train, # (n_train, D) training points
                       labels_train, # (n_train,) their integer classes
                       data_test, # (n_test, D) test points
@@ -283,14 +297,18 @@ def knn_sweep_predict(data_train, # (n_train, D) training points
     biggest = max((stop - start for start, stop in blocks), default=0)
     buffer = np.empty((biggest, len(data_train)), dtype=data_train.dtype)
     predictions = np.empty((len(data_test), k_max), dtype=labels_train.dtype)
-    for start, stop in tqdm(blocks, desc='kNN sweep', unit='block', disable=not progress):
-        scores = np.matmul(data_test[start:stop], data_train.T, out=buffer[:stop - start])
-        np.subtract(half_norms, scores, out=scores)
-        nearest = _nearest_by_group_minima(scores, k_max)
-        predictions[start:stop] = _vote_every_k(labels_train[nearest])
+    n_threads = min(os.cpu_count() or 1, 8)
+    with ThreadPoolExecutor(n_threads) as pool:
+        for start, stop in tqdm(blocks, desc='kNN sweep', unit='block', disable=not progress):
+            dots = np.matmul(data_test[start:stop], data_train.T, out=buffer[:stop - start])
+            cuts = np.unique(np.linspace(0, stop - start, n_threads + 1).astype(int))
+            jobs = [pool.submit(_predict_rows, dots[lo:hi], half_norms, labels_train,
+                                predictions[start + lo:start + hi])
+                    for lo, hi in zip(cuts[:-1], cuts[1:])]
+            for job in jobs: job.result()
     return predictions.T
 
-# %% ../nbs/01_knn.ipynb #d6723c4d
+# %% ../nbs/01_knn.ipynb #ed7b3233
 def knn_sweep(data_train, # (n_train, D) training points
               labels_train, # (n_train,) their integer classes
               data_test, # (n_test, D) test points
@@ -306,7 +324,7 @@ def knn_sweep(data_train, # (n_train, D) training points
                                     progress)
     return (predictions == labels_test).mean(axis=1)
 
-# %% ../nbs/01_knn.ipynb #b94175b1
+# %% ../nbs/01_knn.ipynb #5ea1a6f0
 def plot_knn_sweep(accuracies, # accuracy for k = 1, 2, ..., as returned by `knn_sweep`
                    title=None, # figure title: state the data, split, seed and sizes here
                   ) -> Figure:
