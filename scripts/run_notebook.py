@@ -23,6 +23,7 @@ def run(path):
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.ipynb')
     os.close(fd)
     write_nb(nb, tmp)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     print(f'{path.name}: executed and saved')
 
