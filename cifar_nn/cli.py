@@ -6,17 +6,17 @@
 __all__ = ['write_atomic', 'save_json', 'save_figure', 'load_split', 'cmd_download', 'run_knn', 'cmd_knn', 'run_mlp', 'cmd_mlp',
            'cmd_run', 'make_parser', 'main']
 
-# %% ../nbs/04_cli.ipynb #db347953
+# %% ../nbs/04_cli.ipynb #f1b26ddb
 import argparse, json, os, platform, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
 
-# %% ../nbs/04_cli.ipynb #d4b545ad
+# %% ../nbs/04_cli.ipynb #9d3175ef
 import cifar_nn
 from . import data, knn, mlp
 
-# %% ../nbs/04_cli.ipynb #f74b8483
+# %% ../nbs/04_cli.ipynb #b0b5150d
 def write_atomic(path, write): # destination file; `write(tmp_path)` creates the content
     "Create `path` through `write` on a temporary file in the same folder, then rename it."
     path = Path(path)
@@ -31,7 +31,7 @@ def write_atomic(path, write): # destination file; `write(tmp_path)` creates the
         raise
     return path
 
-# %% ../nbs/04_cli.ipynb #f0502405
+# %% ../nbs/04_cli.ipynb #b3dd57b3
 def save_json(obj, path): # JSON-serialisable object; destination file
     "Write `obj` as indented JSON to `path`, atomically."
     return write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + '\n'))
@@ -42,7 +42,7 @@ def save_figure(fig, path): # a matplotlib figure; destination `.png`
     try: return write_atomic(path, lambda tmp: fig.savefig(tmp, format='png', dpi=120))
     finally: plt.close(fig)
 
-# %% ../nbs/04_cli.ipynb #caf2111e
+# %% ../nbs/04_cli.ipynb #f17a8e03
 def load_split(data_dir=None, # folder holding `cifar-10-batches-py/` (None: `data.data_home()`)
                split=0.9, # fraction of the images used for training
                seed=0, # seed of the shuffle
@@ -64,7 +64,7 @@ def load_split(data_dir=None, # folder holding `cifar-10-batches-py/` (None: `da
     return (data_train.astype(np.float32), labels_train, data_test.astype(np.float32), labels_test,
             source)
 
-# %% ../nbs/04_cli.ipynb #044fdd08
+# %% ../nbs/04_cli.ipynb #2b011176
 def _progress(args):
     "Progress bars only for a person watching: on a terminal and without `--quiet`."
     return not args.quiet and sys.stderr.isatty()
@@ -81,7 +81,7 @@ def _versions():
     return {'cifar_nn': cifar_nn.__version__, 'numpy': np.__version__,
             'python': platform.python_version()}
 
-# %% ../nbs/04_cli.ipynb #0d593324
+# %% ../nbs/04_cli.ipynb #f19497a1
 def cmd_download(args):
     "`cifar-nn download`: put a verified copy of CIFAR-10 in place."
     batches = data.download_cifar(args.data_dir, url=args.url, md5=args.md5, archive=args.archive,
@@ -89,7 +89,7 @@ def cmd_download(args):
     _say(args, f'CIFAR-10 ready in {batches}')
     return 0
 
-# %% ../nbs/04_cli.ipynb #57ec7e7a
+# %% ../nbs/04_cli.ipynb #4e944044
 def run_knn(args, arrays):
     "Sweep k = 1..`args.k_max` on `arrays` and write `knn.png` and `knn.json` into `args.out`."
     data_train, labels_train, data_test, labels_test, source = arrays
@@ -119,7 +119,7 @@ def cmd_knn(args):
     "`cifar-nn knn`: the kNN sweep."
     return run_knn(args, _arrays(args))
 
-# %% ../nbs/04_cli.ipynb #8f814a0a
+# %% ../nbs/04_cli.ipynb #a0da9f97
 def run_mlp(args, arrays):
     "Train the chosen MLP recipe(s) on `arrays` and write `mlp.png` and `mlp.json` into `args.out`."
     data_train, labels_train, data_test, labels_test, source = arrays
@@ -152,7 +152,7 @@ def cmd_run(args):
     arrays = _arrays(args)
     return run_knn(args, arrays) or run_mlp(args, arrays)
 
-# %% ../nbs/04_cli.ipynb #9e18f706
+# %% ../nbs/04_cli.ipynb #38b2f310
 def _fraction(text):
     "An argparse type: a number strictly between 0 and 1."
     try: value = float(text)
@@ -169,7 +169,7 @@ def _positive(kind):
         return value
     return parse
 
-# %% ../nbs/04_cli.ipynb #36ecd715
+# %% ../nbs/04_cli.ipynb #444c52fa
 def make_parser():
     "The `cifar-nn` argument parser, one subparser per subcommand."
     parser = argparse.ArgumentParser(prog='cifar-nn', description='CIFAR-10 from scratch in numpy: '
@@ -217,7 +217,7 @@ def make_parser():
         p.set_defaults(func=func)
     return parser
 
-# %% ../nbs/04_cli.ipynb #f7ee4981
+# %% ../nbs/04_cli.ipynb #cf37b536
 def main(argv=None): # arguments (default: `sys.argv[1:]`)
     "Entry point of `cifar-nn`; returns the exit status."
     args = make_parser().parse_args(argv)
