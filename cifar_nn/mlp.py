@@ -530,15 +530,15 @@ def learning_rates(learning_rate, # peak rate
     rates[ramp] = learning_rate * (step[ramp] + 1) / warmup_steps
     return rates
 
-# %% ../nbs/03_mlp.ipynb #40d2d9e4
+# %% ../nbs/03_mlp.ipynb #c9ace690
 RECIPES = {
     'tutorial': dict(d_h=64, learning_rate=0.1, epochs=100, batch_size=None,
                      activation='sigmoid', loss='mse', init='uniform', standardize=False,
                      momentum=0.0, weight_decay=0.0, schedule='constant', warmup_epochs=0,
                      flip=False, val_size=0),
-    'tuned': dict(d_h=1024, learning_rate=0.02, epochs=30, batch_size=128,
+    'tuned': dict(d_h=512, learning_rate=0.02, epochs=20, batch_size=128,
                   activation='relu', loss='cross_entropy', init='he', standardize=True,
-                  momentum=0.9, weight_decay=5e-4, schedule='cosine', warmup_epochs=1,
+                  momentum=0.9, weight_decay=1e-3, schedule='cosine', warmup_epochs=1,
                   flip=True, val_size=5000),
 }
 
@@ -574,7 +574,7 @@ def _recipe_settings(recipe, overrides):
             raise ValueError(f'{name} must be one of {allowed}, got {s[name]!r}')
     return s
 
-# %% ../nbs/03_mlp.ipynb #5749164a
+# %% ../nbs/03_mlp.ipynb #31fec877
 def _as_float32_rows(data, rows=None):
     "A C-contiguous float32 array of `data[rows]` (a new array when rows are given)."
     return np.ascontiguousarray(data if rows is None else data[rows], dtype=np.float32)
@@ -648,13 +648,13 @@ def run_recipe(data_train, # (N, 3072) training images (any numeric dtype)
     finally:
         bar.close()
     test_accuracy = float(np.mean(net.predict(data_test) == labels_test))
-    result = dict(recipe=recipe, settings={**s, 'seed': seed},
+    result = dict(recipe=recipe, settings={**s, 'val_size': n_val, 'seed': seed},
                   train_accuracies=train_accuracies, val_accuracies=val_accuracies,
                   losses=losses, test_accuracy=test_accuracy, epochs_run=len(train_accuracies),
                   interrupted=interrupted, seconds=round(time.perf_counter() - start, 3))
     return (result, net) if return_model else result
 
-# %% ../nbs/03_mlp.ipynb #538109bd
+# %% ../nbs/03_mlp.ipynb #9ecc7e70
 def _settings_text(settings):
     "The settings of a run, in three short lines."
     batch = 'full batch' if settings['batch_size'] is None else f"batch {settings['batch_size']}"
@@ -673,6 +673,7 @@ def plot_mlp_results(results, # a `run_recipe` result, or a list of them
                     ): # matplotlib Figure
     "Training (and validation) accuracy per epoch and test accuracy of each recipe run."
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     if isinstance(results, dict): results = [results]
     if not results: raise ValueError('results is empty: pass at least one run_recipe result')
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4.6), squeeze=False,
@@ -689,6 +690,7 @@ def plot_mlp_results(results, # a `run_recipe` result, or a list of them
         ax.set_title(f"{result['recipe']} recipe: test accuracy {result['test_accuracy']:.1%}"
                      f"{note}", fontsize=10)
         ax.set_xlabel('epoch')
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(loc='upper left', fontsize=8)
         ax.text(0.5, -0.2, _settings_text(result['settings']), transform=ax.transAxes,
