@@ -280,7 +280,7 @@ def _update(net, learning_rate):
             velocity += grad
             param -= velocity
 
-# %% ../nbs/03_mlp.ipynb #c48dde5f
+# %% ../nbs/03_mlp.ipynb #4b6458ed
 def _predict(net, data, batch_size):
     "`MLP.predict`: the class with the largest score for every row, chunk by chunk."
     data = np.asarray(data)
@@ -295,6 +295,7 @@ def _predict(net, data, batch_size):
         buf = _buffers(net, len(chunk))
         z2 = np.matmul(_forward_hidden(net, np.ascontiguousarray(chunk), buf), net.w2,
                        out=buf['z2'])
+        z2 += net.b2
         predictions[start:start + len(chunk)] = z2.argmax(axis=1)
     return predictions
 

@@ -87,6 +87,25 @@ def test_lean_step_equals_learn_once(loss, activation):
     assert correct == np.sum((z2 @ params[2] + params[3]).argmax(1) == labels)
 
 
+@pytest.mark.parametrize('activation', ['sigmoid', 'relu'])
+def test_predict_is_the_argmax_of_the_forward_pass(activation):
+    rng = np.random.default_rng(5)
+    w1, b1, w2, b2 = rng.normal(size=(6, 8)), rng.normal(size=(1, 8)), rng.normal(size=(8, 4)), \
+        rng.normal(size=(1, 4)) * 3
+    data = rng.normal(size=(50, 6))
+    hidden = mlp.sigmoid if activation == 'sigmoid' else mlp.relu
+    expected = (hidden(data @ w1 + b1) @ w2 + b2).argmax(axis=1)
+    net = mlp.MLP(w1, b1, w2, b2, activation=activation, dtype=np.float64)
+    np.testing.assert_array_equal(net.predict(data, batch_size=7), expected)
+    mean, std = rng.normal(size=(1, 6)), rng.uniform(1, 2, size=(1, 6))
+    net = mlp.MLP(w1, b1, w2, b2, activation=activation, dtype=np.float64,
+                  standardization=(mean, std))
+    np.testing.assert_array_equal(net.predict(data * std + mean), expected)
+    labels = expected.copy()
+    labels[:10] = (labels[:10] + 1) % 4
+    assert mlp.test_mlp(w1, b1, w2, b2, data, labels, activation) == pytest.approx(0.8)
+
+
 def test_momentum_and_weight_decay_match_their_definition():
     params, data, labels = small_network(seed=2)
     net = mlp.MLP(*params, activation='relu', momentum=0.9, weight_decay=0.1, dtype=np.float64)
