@@ -23,6 +23,8 @@ def write_atomic(path, write): # destination file; `write(tmp_path)` creates the
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=path.suffix)
     os.close(fd)
+    umask = os.umask(0); os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; results are ordinary files
     try:
         write(tmp)
         os.replace(tmp, path)
