@@ -142,7 +142,7 @@ def read_cifar_batch(path, # a batch file such as `data_batch_1` or `test_batch`
     return data.astype(dtype, copy=False), labels
 
 # %% ../nbs/00_data.ipynb #56a1c9ff
-def read_label_names(directory=None, # folder holding `cifar-10-batches-py/` (see `data_home`)
+def read_label_names(directory=None, # folder holding `cifar-10-batches-py/` (see data_home)
                     ) -> list: # the 10 class names, in label order
     "The class names stored in `batches.meta`."
     return _read_meta(data_home(directory) / BATCHES_DIR / _META)
@@ -326,9 +326,9 @@ def _replace(new, batches):
         else: shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/00_data.ipynb #646a0b4d
-def download_cifar(directory=None, # folder to hold `cifar-10-batches-py/` (see `data_home`)
-                   url=CIFAR_URL, # where to download the archive from (http or https)
-                   md5=CIFAR_MD5, # the archive's expected md5, checked before anything is extracted
+def download_cifar(directory=None, # folder to hold `cifar-10-batches-py/` (see data_home)
+                   url=CIFAR_URL, # http or https address
+                   md5=CIFAR_MD5, # the archive's expected md5
                    archive=None, # a local copy of the archive to use instead of `url`
                    progress=False, # show progress bars
                    force=False, # fetch and extract again even if a verified copy is there
@@ -363,7 +363,7 @@ _WHAT_TO_DO = (f'pass --data-dir (a folder holding {BATCHES_DIR}/), set CIFAR_NN
                '`cifar-nn download` (offline: `cifar-nn download --archive PATH --md5 HEX`), '
                'or use --sample')
 
-def find_cifar(directory=None, # folder holding `cifar-10-batches-py/` (see `data_home`)
+def find_cifar(directory=None, # folder holding `cifar-10-batches-py/` (see data_home)
                download=True, # download the dataset when no usable copy is there
                progress=False, # show progress bars while downloading
               ) -> Path: # the `cifar-10-batches-py` folder
@@ -376,7 +376,7 @@ def find_cifar(directory=None, # folder holding `cifar-10-batches-py/` (see `dat
     except DownloadError as e: raise DownloadError(f'{e}. To fix: {_WHAT_TO_DO}') from e
 
 # %% ../nbs/00_data.ipynb #56e8288d
-def read_cifar(directory=None, # folder holding `cifar-10-batches-py/` (see `data_home`)
+def read_cifar(directory=None, # folder holding `cifar-10-batches-py/` (see data_home)
                dtype=np.float32, # dtype of the returned data; `np.uint8` uses 4x less memory
               ) -> tuple: # `(data, labels)`: (60000, 3072) of `dtype` and (60000,) int64
     "All CIFAR-10 images and labels: the five training batches, then the test batch."
