@@ -330,7 +330,7 @@ def knn_sweep(data_train, # (n_train, D) training points
     return (predictions == labels_test).mean(axis=1)
 
 # %% ../nbs/01_knn.ipynb #5ea1a6f0
-def plot_knn_sweep(accuracies, # accuracy for k = 1, 2, ..., as returned by `knn_sweep`
+def plot_knn_sweep(accuracies, # accuracy for k = 1, 2, ..., as returned by knn_sweep
                    title=None, # figure title: state the data, split, seed and sizes here
                   ) -> Figure:
     "Accuracy against k, with the best k marked."
