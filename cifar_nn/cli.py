@@ -7,7 +7,7 @@ __all__ = ['write_atomic', 'save_json', 'save_figure', 'load_split', 'cmd_downlo
            'cmd_run', 'make_parser', 'main']
 
 # %% ../nbs/04_cli.ipynb #f1b26ddb
-import argparse, json, os, platform, sys, tempfile, time
+import argparse, json, math, os, platform, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +81,30 @@ def _progress(args):
 def _say(args, *lines):
     if not args.quiet: print(*lines, sep='\n')
 
+def _out(args):
+    "The output folder, created and checked for writing before any work starts."
+    out = Path(args.out or ('results/sample' if args.sample else 'results'))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out): pass
+    except OSError as e:
+        raise ValueError(f'--out {out}: cannot write there ({e.strerror}); '
+                         'choose another folder with --out') from None
+    return out
+
 def _arrays(args):
     "The split arrays that `args` ask for."
+    if args.data_dir and Path(args.data_dir).exists() and not Path(args.data_dir).is_dir():
+        raise ValueError(f'--data-dir {args.data_dir} is a file; pass the folder that holds '
+                         f'{data.BATCHES_DIR}/ (or that folder itself)')
     return load_split(args.data_dir, args.split, args.seed, args.sample, _progress(args),
                       download=not args.no_download)
+
+def _describe(args, data_train, data_test, source):
+    "What a figure was computed on, for its title."
+    what = 'the CIFAR-10 sample' if source == 'packaged sample' else 'CIFAR-10 (all images)'
+    return (f'{what}: split {args.split}, seed {args.seed}, '
+            f'{len(data_train):,} train / {len(data_test):,} test')
 
 def _versions():
     return {'cifar_nn': cifar_nn.__version__, 'numpy': np.__version__,
@@ -113,10 +133,8 @@ def run_knn(args, # the parsed command line
                                progress=_progress(args))
     seconds = time.perf_counter() - start
     best = int(np.argmax(accuracies))
-    title = (f'kNN on CIFAR-10 ({source == "packaged sample" and "sample" or "all images"}): '
-             f'split {args.split}, seed {args.seed}, '
-             f'{len(data_train):,} train / {len(data_test):,} test')
-    out = Path(args.out)
+    title = 'kNN on ' + _describe(args, data_train, data_test, source)
+    out = _out(args)
     save_figure(knn.plot_knn_sweep(accuracies, title=title), out/'knn.png')
     save_json({'k': list(range(1, args.k_max + 1)), 'accuracy': [float(a) for a in accuracies],
                'best_k': best + 1, 'best_accuracy': float(accuracies[best]),
@@ -131,6 +149,7 @@ def run_knn(args, # the parsed command line
 def cmd_knn(args, # the parsed command line
            ) -> int: # exit status
     "`cifar-nn knn`: the kNN sweep."
+    _out(args)
     return run_knn(args, _arrays(args))
 
 # %% ../nbs/04_cli.ipynb #a0da9f97
@@ -142,31 +161,37 @@ def run_mlp(args, # the parsed command line
     names = ['tutorial', 'tuned'] if args.recipe == 'both' else [args.recipe]
     overrides = {k: getattr(args, k) for k in ('d_h', 'learning_rate', 'epochs', 'batch_size')
                  if getattr(args, k) is not None}
-    results = []
-    for name in names:
-        result = mlp.run_recipe(data_train, labels_train, data_test, labels_test, recipe=name,
-                                seed=args.seed, progress=_progress(args), **overrides)
-        results.append(result)
-        _say(args, f'MLP {name}: test accuracy {result["test_accuracy"]:.4f} after '
-                   f'{result["epochs_run"]} epochs in {result["seconds"]:.1f} s'
-                   + (' (interrupted)' if result['interrupted'] else ''))
-        if result['interrupted']: break
-    out = Path(args.out)
-    save_figure(mlp.plot_mlp_results(results), out/'mlp.png')
-    save_json({'results': results, 'n_train': len(data_train), 'n_test': len(data_test),
-               'split': args.split, 'seed': args.seed, 'data': source,
-               'versions': _versions()}, out/'mlp.json')
-    _say(args, f'wrote {out/"mlp.png"}, {out/"mlp.json"}')
+    results, out = [], _out(args)
+    try:
+        for name in names:
+            result = mlp.run_recipe(data_train, labels_train, data_test, labels_test, recipe=name,
+                                    seed=args.seed, progress=_progress(args), **overrides)
+            results.append(result)
+            epochs = result['epochs_run']
+            _say(args, f'MLP {name}: test accuracy {result["test_accuracy"]:.4f} after {epochs} '
+                       f'epoch{"s" * (epochs != 1)} in {result["seconds"]:.1f} s'
+                       + (' (interrupted)' if result['interrupted'] else ''))
+            if result['interrupted']: break
+    finally:  # a recipe that fails (say, diverges) does not take the finished ones with it
+        if results:
+            title = 'MLP on ' + _describe(args, data_train, data_test, source)
+            save_figure(mlp.plot_mlp_results(results, title=title), out/'mlp.png')
+            save_json({'results': results, 'n_train': len(data_train),
+                       'n_test': len(data_test), 'split': args.split, 'seed': args.seed,
+                       'data': source, 'versions': _versions()}, out/'mlp.json')
+            _say(args, f'wrote {out/"mlp.png"}, {out/"mlp.json"}')
     return 130 if results[-1]['interrupted'] else 0
 
 def cmd_mlp(args, # the parsed command line
            ) -> int: # exit status
     "`cifar-nn mlp`: train the MLP."
+    _out(args)
     return run_mlp(args, _arrays(args))
 
 def cmd_run(args, # the parsed command line
            ) -> int: # exit status
     "`cifar-nn run`: kNN then the MLP on the same split."
+    _out(args)
     arrays = _arrays(args)
     return run_knn(args, arrays) or run_mlp(args, arrays)
 
@@ -179,13 +204,15 @@ def _fraction(text):
         raise argparse.ArgumentTypeError(f'must be between 0 and 1, got {value}')
     return value
 
-def _positive(kind):
-    "An argparse type: a positive int or float."
+def _positive(kind, zero_ok=False):
+    "An argparse type: a finite positive int or float (or zero, with `zero_ok`)."
+    noun = {int: 'an integer', float: 'a number'}[kind]
     def parse(text):
         try: value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'expected a {kind.__name__}, got {text!r}')
-        if value <= 0: raise argparse.ArgumentTypeError(f'must be positive, got {value}')
+        except ValueError: raise argparse.ArgumentTypeError(f'expected {noun}, got {text!r}')
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+            raise argparse.ArgumentTypeError(f'must be {"0 or more" if zero_ok else "positive"}, '
+                                             f'got {text}')
         return value
     return parse
 
@@ -218,10 +245,10 @@ def make_parser():
     job = argparse.ArgumentParser(add_help=False)
     job.add_argument('--split', type=_fraction, default=0.9,
                      help='training fraction (default: %(default)s)')
-    job.add_argument('--seed', type=int, default=0,
-                     help='seed of the shuffle and of training (default: %(default)s)')
-    job.add_argument('--out', default='results',
-                     help='folder for figures and JSON (default: %(default)s)')
+    job.add_argument('--seed', type=_positive(int, zero_ok=True), default=0,
+                     help='seed of the shuffle (and of the MLP training) (default: %(default)s)')
+    job.add_argument('--out', help='folder for figures and JSON (default: results, or '
+                     'results/sample with --sample)')
     job.add_argument('--sample', action='store_true',
                      help='use the 2,000-image sample shipped with the package')
     job.add_argument('--no-download', action='store_true',
@@ -234,11 +261,17 @@ def make_parser():
     mlp_args = argparse.ArgumentParser(add_help=False)
     mlp_args.add_argument('--recipe', choices=['tutorial', 'tuned', 'both'], default='both',
                           help='training recipe (default: %(default)s)')
-    mlp_args.add_argument('--d-h', type=_positive(int),
-                          help="hidden units (default: the recipe's)")
-    mlp_args.add_argument('--learning-rate', type=_positive(float), help="(default: the recipe's)")
-    mlp_args.add_argument('--epochs', type=_positive(int), help="(default: the recipe's)")
-    mlp_args.add_argument('--batch-size', type=_positive(int), help="(default: the recipe's)")
+    def recipe_default(key, text):
+        shown = {k: mlp.RECIPES[k][key] or 'full batch' for k in ('tutorial', 'tuned')}
+        return (f'{text}; applies to every recipe run (default: tutorial {shown["tutorial"]}, '
+                f'tuned {shown["tuned"]})')
+    mlp_args.add_argument('--d-h', type=_positive(int), help=recipe_default('d_h', 'hidden units'))
+    mlp_args.add_argument('--learning-rate', type=_positive(float),
+                          help=recipe_default('learning_rate', 'step size'))
+    mlp_args.add_argument('--epochs', type=_positive(int),
+                          help=recipe_default('epochs', 'passes over the training images'))
+    mlp_args.add_argument('--batch-size', type=_positive(int),
+                          help=recipe_default('batch_size', 'images per gradient step'))
 
     for name, parents, func, text in [
         ('knn', [common, job, knn_args], cmd_knn,
@@ -246,7 +279,8 @@ def make_parser():
         ('mlp', [common, job, mlp_args], cmd_mlp, 'train the one-hidden-layer MLP'),
         ('run', [common, job, knn_args, mlp_args], cmd_run, 'the whole pipeline: knn, then mlp')]:
         p = sub.add_parser(name, parents=parents, help=text,
-                           description=text[0].upper() + text[1:] + '.')
+                           description=text[0].upper() + text[1:] + '. Downloads CIFAR-10 (170 MB) '
+                           'on first use, unless --sample or --no-download.')
         p.set_defaults(func=func)
     return parser
 
@@ -258,6 +292,10 @@ def main(argv=None, # arguments (default: `sys.argv[1:]`)
     try: return args.func(args)
     except (ValueError, OSError) as e:
         print(f'cifar-nn {args.command}: error: {e}', file=sys.stderr)
+        return 1
+    except MemoryError as e:
+        print(f'cifar-nn {args.command}: error: not enough memory ({e}); try a smaller --k-max, '
+              '--d-h or --batch-size, or --sample', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f'cifar-nn {args.command}: interrupted', file=sys.stderr)

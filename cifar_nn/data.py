@@ -91,7 +91,7 @@ def _load_pickle(path, what='CIFAR-10 batch'):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'{what} {path} does not exist: the folder is incomplete; '
-                                'download the dataset again with download_cifar')
+                                'download the dataset again (`cifar-nn download --force`)')
     try:
         with open(path, 'rb') as f: return _ArrayUnpickler(f, encoding='bytes').load()
     except _RefusedGlobal as e:
@@ -180,11 +180,16 @@ def _check_md5_argument(md5):
     return md5.lower()
 
 # %% ../nbs/00_data.ipynb #94c75c44
+def _as_ordinary(path):
+    "Give `path` (made private by `tempfile`) the permissions the user's umask gives new files."
+    umask = os.umask(0); os.umask(umask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
+
 def _fetch(url, home, md5, progress=False):
     "Download `url` into `home`, check its md5, and return the path of the verified archive."
     if urllib.parse.urlsplit(url).scheme not in ('http', 'https'):
         raise ValueError(f'url must be an http:// or https:// address, got {url!r}; '
-                         'for a file on disk pass it as archive')
+                         'for a file on disk use --archive (the `archive` argument)')
     fd, part = tempfile.mkstemp(dir=home, prefix=f'.{_ARCHIVE}.', suffix='.part')
     digest, received, expected = hashlib.md5(), 0, None
     try:
@@ -212,6 +217,7 @@ def _fetch(url, home, md5, progress=False):
             raise DownloadError(f'{url}: md5 mismatch: expected {md5}, found {found} '
                                 f'({received} bytes); this is not the archive asked for, and '
                                 'nothing was extracted')
+        _as_ordinary(part)
         os.replace(part, home / _ARCHIVE)
     except BaseException:
         Path(part).unlink(missing_ok=True)
@@ -225,8 +231,9 @@ def _check_archive(archive, md5, progress=False):
         raise FileNotFoundError(f'archive {archive} does not exist: pass the path of a '
                                 f'downloaded {_ARCHIVE}')
     if (found := _file_digest(archive, 'md5', progress)) != md5:
-        raise DownloadError(f'{archive}: md5 mismatch: expected {md5}, found {found}; '
-                            'this is not the archive asked for, and nothing was extracted')
+        raise DownloadError(f'{archive}: md5 mismatch: expected {md5}, found {found}; nothing '
+                            'was extracted. If this is a copy you trust that has a checksum of '
+                            'its own, pass that with --md5 (the `md5` argument)')
     return archive
 
 # %% ../nbs/00_data.ipynb #7a23d39a
@@ -255,6 +262,7 @@ def _member_file_name(member, archive):
 def _extract(archive, home):
     "Extract the checked members of `archive` into a new temporary folder in `home`; return it."
     folder = Path(tempfile.mkdtemp(dir=home, prefix=f'.{BATCHES_DIR}.new.'))
+    _as_ordinary(folder)
     try:
         with tarfile.open(archive, 'r:*') as tar:
             for member in tar:
@@ -337,6 +345,9 @@ def download_cifar(directory=None, # folder to hold `cifar-10-batches-py/` (see 
     md5 = _check_md5_argument(md5)
     home = data_home(directory)
     batches = home / BATCHES_DIR
+    if archive is not None and not Path(archive).expanduser().is_file():
+        raise FileNotFoundError(f'archive {archive} does not exist or is not a file: pass the '
+                                f'path of a downloaded {_ARCHIVE}')
     if not force and _problem(batches) is None: return batches
     home.mkdir(parents=True, exist_ok=True)
     if archive is not None:
@@ -349,6 +360,7 @@ def download_cifar(directory=None, # folder to hold `cifar-10-batches-py/` (see 
     new = _extract(archive, home)
     try:
         if (problem := _problem(new, need_marker=False)) is not None:
+            problem = problem.replace(str(new), f'{BATCHES_DIR} (in the archive)')
             raise ValueError(f'{source}: the archive has the right md5 but its contents are not '
                              f'usable: {problem}')
         _write_marker(new, source, md5)
@@ -373,7 +385,10 @@ def find_cifar(directory=None, # folder holding `cifar-10-batches-py/` (see data
     if not download:
         raise FileNotFoundError(f'no usable CIFAR-10 here: {problem}. To fix: {_WHAT_TO_DO}')
     try: return download_cifar(directory, progress=progress)
-    except DownloadError as e: raise DownloadError(f'{e}. To fix: {_WHAT_TO_DO}') from e
+    except DownloadError as e:
+        damaged = '' if not batches.exists() else (f'the copy in {batches} is not usable '
+                                                   f'({problem}), and fetching a new one failed: ')
+        raise DownloadError(f'{damaged}{e}. To fix: {_WHAT_TO_DO}') from e
 
 # %% ../nbs/00_data.ipynb #56e8288d
 def read_cifar(directory=None, # folder holding `cifar-10-batches-py/` (see data_home)

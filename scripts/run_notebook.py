@@ -30,4 +30,4 @@ def run(path):
 
 if __name__ == '__main__':
     os.environ.setdefault('MPLBACKEND', 'module://matplotlib_inline.backend_inline')
-    for p in sys.argv[1:]: run(p)
+    for p in [Path(a).resolve() for a in sys.argv[1:]]: run(p)

@@ -116,3 +116,67 @@ def test_mlp_sample_overrides(tmp_path):
     result = json.loads((tmp_path / 'mlp.json').read_text())['results'][0]
     assert result['settings']['d_h'] == 32 and result['settings']['epochs'] == 2
     assert len(result['train_accuracies']) == 2 and 0 <= result['test_accuracy'] <= 1
+
+
+@pytest.mark.parametrize('args, word', [(['knn', '--seed', '-1'], '--seed'),
+                                        (['mlp', '--learning-rate', 'nan'], '--learning-rate'),
+                                        (['mlp', '--learning-rate', 'inf'], '--learning-rate'),
+                                        (['mlp', '--epochs', '1.5'], '--epochs')])
+def test_more_bad_arguments_stop_at_the_parser(args, word):
+    r = run(CLI, *args, '--sample')
+    assert r.returncode == 2 and word in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_unwritable_out_fails_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / 'afile'
+    blocker.write_text('not a folder')
+    for out in (blocker, blocker / 'sub'):
+        # --no-download on an empty folder would fail too: the --out check must come first
+        status = cli.main(['mlp', '--data-dir', str(tmp_path), '--no-download', '--out', str(out),
+                           '--quiet'])
+        err = capsys.readouterr().err.strip()
+        assert status == 1 and len(err.splitlines()) == 1, err
+        assert f'--out {out}' in err and 'choose another folder' in err, err
+    assert blocker.read_text() == 'not a folder'
+
+
+def test_data_dir_that_is_a_file(tmp_path, capsys):
+    f = tmp_path / 'afile'
+    f.write_text('x')
+    assert cli.main(['knn', '--data-dir', str(f), '--out', str(tmp_path / 'o'), '--quiet']) == 1
+    err = capsys.readouterr().err
+    assert f'--data-dir {f} is a file' in err and 'Traceback' not in err
+
+
+def test_sample_runs_do_not_overwrite_full_results(tmp_path):
+    (tmp_path / 'results').mkdir()
+    (tmp_path / 'results' / 'knn.json').write_text('{"full": true}')
+    r = run(CLI, 'knn', '--sample', '--k-max', '2', '--quiet', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / 'results' / 'knn.json').read_text()) == {'full': True}
+    assert json.loads((tmp_path / 'results' / 'sample' / 'knn.json').read_text())['k'] == [1, 2]
+
+
+def test_failing_recipe_keeps_the_finished_one(tmp_path, monkeypatch, capsys):
+    real = mlp.run_recipe
+    def tuned_diverges(*a, recipe, **k):
+        if recipe == 'tuned': raise ValueError('training diverged at epoch 1; try a smaller --learning-rate')
+        return real(*a, recipe=recipe, **{**k, 'epochs': 1})
+    monkeypatch.setattr(mlp, 'run_recipe', tuned_diverges)
+    status = cli.main(['mlp', '--sample', '--out', str(tmp_path), '--quiet'])
+    assert status == 1 and 'diverged' in capsys.readouterr().err
+    report = json.loads((tmp_path / 'mlp.json').read_text())
+    assert [r['recipe'] for r in report['results']] == ['tutorial']
+
+
+def test_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
+    def too_big(*a, **k): raise MemoryError('Unable to allocate 229. GiB')
+    monkeypatch.setattr(knn, 'knn_sweep', too_big)
+    assert cli.main(['knn', '--sample', '--out', str(tmp_path), '--quiet']) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'not enough memory' in err and '--k-max' in err
+
+
+def test_help_shows_recipe_defaults():
+    r = run(CLI, 'mlp', '--help')
+    assert 'tutorial 0.1' in r.stdout and 'full batch' in r.stdout, r.stdout

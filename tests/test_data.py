@@ -335,8 +335,7 @@ def test_download_from_archive(tmp_path, archive):
 def test_verified_copy_is_reused(good_home, archive):
     before = snapshot(good_home)
     stamp = (good_home / BATCHES_DIR / cd._MARKER).stat().st_mtime_ns
-    archive.path.unlink()  # reuse must not even need the archive
-    again = download_cifar(good_home, archive=archive.path, md5=archive.md5)
+    again = download_cifar(good_home, archive=archive.path, md5=archive.md5)  # nothing extracted
     assert again == good_home / BATCHES_DIR
     assert snapshot(good_home) == before
     assert (good_home / BATCHES_DIR / cd._MARKER).stat().st_mtime_ns == stamp
@@ -731,3 +730,35 @@ def test_real_sample_matches_the_dataset(real):
     first = np.sort(np.concatenate([np.flatnonzero(test_labels == c)[:50] for c in range(10)]))
     np.testing.assert_array_equal(data_test, real.data[50000:][first])
     np.testing.assert_array_equal(labels_test, test_labels[first])
+
+
+def test_damaged_copy_is_named_when_the_download_fails(tmp_path, monkeypatch):
+    "A broken copy is the real problem: say so before the network error."
+    from cifar_nn import data
+    batches = tmp_path / data.BATCHES_DIR
+    batches.mkdir()
+    (batches / 'test_batch').write_bytes(b'truncated')
+    def offline(*a, **k): raise data.DownloadError('http://example.invalid/x: the download failed')
+    monkeypatch.setattr(data, 'download_cifar', offline)
+    with pytest.raises(data.DownloadError) as e: data.find_cifar(tmp_path)
+    msg = str(e.value)
+    assert msg.startswith(f'the copy in {batches} is not usable') and 'download failed' in msg
+    assert 'To fix' in msg
+
+
+def test_missing_archive_is_refused_first(tmp_path):
+    from cifar_nn import data
+    with pytest.raises(FileNotFoundError, match='nowhere.tar.gz'):
+        data.download_cifar(tmp_path, archive=tmp_path / 'nowhere.tar.gz')
+
+
+def test_missing_archive_is_refused_even_beside_a_verified_copy(good_home):
+    with pytest.raises(FileNotFoundError, match='nowhere.tar.gz'):
+        download_cifar(good_home, archive=good_home / 'nowhere.tar.gz')
+
+
+def test_extracted_copy_has_ordinary_permissions(tmp_path, archive):
+    "Temporary folders are private; the copy put in place follows the umask like any folder."
+    batches = download_cifar(tmp_path / 'fresh', archive=archive.path, md5=archive.md5)
+    umask = os.umask(0); os.umask(umask)
+    assert batches.stat().st_mode & 0o777 == 0o777 & ~umask
