@@ -66,7 +66,7 @@ def load_split(data_dir=None, # folder holding `cifar-10-batches-py/` (None: see
     else:
         batches = data.find_cifar(data_dir, download=download, progress=progress)
         images, labels = data.read_cifar(batches, dtype=np.uint8)
-        source = str(batches)
+        source = f'CIFAR-10, all {len(images):,} images'  # no machine path in shared results
     data_train, labels_train, data_test, labels_test = data.split_dataset(images, labels, split,
                                                                           seed)
     del images
@@ -294,8 +294,11 @@ def main(argv=None, # arguments (default: `sys.argv[1:]`)
         print(f'cifar-nn {args.command}: error: {e}', file=sys.stderr)
         return 1
     except MemoryError as e:
-        print(f'cifar-nn {args.command}: error: not enough memory ({e}); try a smaller --k-max, '
-              '--d-h or --batch-size, or --sample', file=sys.stderr)
+        smaller = {'knn': '--k-max', 'mlp': '--d-h or --batch-size'}
+        hint = smaller.get(args.command, '--k-max, --d-h or --batch-size')
+        if not getattr(args, 'sample', True): hint += ', or use --sample'
+        print(f'cifar-nn {args.command}: error: not enough memory ({e}); try a smaller {hint}',
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f'cifar-nn {args.command}: interrupted', file=sys.stderr)

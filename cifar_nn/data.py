@@ -52,7 +52,12 @@ def data_home(directory=None, # a folder holding `cifar-10-batches-py/`, or that
         cache = Path(cache) if os.path.isabs(cache) else Path.home() / '.cache'
         return cache / 'cifar_nn'
     home = Path(directory).expanduser()
-    return home.parent if home.name == BATCHES_DIR else home
+    home = home.parent if home.name == BATCHES_DIR else home
+    for folder in (home, *home.parents):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f'the data folder {home} cannot be used: {folder} is a file; pass a '
+                             f'folder that holds (or may hold) {BATCHES_DIR}/')
+    return home
 
 # %% ../nbs/00_data.ipynb #98b63c12
 def _numpy_reconstruct():
@@ -275,7 +280,8 @@ def _extract(archive, home):
                     shutil.copyfileobj(source, target, _CHUNK)
     except tarfile.TarError as e:
         shutil.rmtree(folder, ignore_errors=True)
-        raise ValueError(f'{archive} is not a readable tar archive ({e})') from e
+        why = ' '.join(str(e).split())
+        raise ValueError(f'{archive} is not a readable tar archive ({why})') from e
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -330,8 +336,8 @@ def _replace(new, batches):
         if old is not None: os.rename(old, batches)
         raise
     if old is not None:
-        if old.is_symlink(): old.unlink()
-        else: shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink(): shutil.rmtree(old, ignore_errors=True)
+        else: old.unlink()
 
 # %% ../nbs/00_data.ipynb #646a0b4d
 def download_cifar(directory=None, # folder to hold `cifar-10-batches-py/` (see data_home)
@@ -385,7 +391,7 @@ def find_cifar(directory=None, # folder holding `cifar-10-batches-py/` (see data
     if not download:
         raise FileNotFoundError(f'no usable CIFAR-10 here: {problem}. To fix: {_WHAT_TO_DO}')
     try: return download_cifar(directory, progress=progress)
-    except DownloadError as e:
+    except OSError as e:  # the download, or writing it next to the damaged copy, failed
         damaged = '' if not batches.exists() else (f'the copy in {batches} is not usable '
                                                    f'({problem}), and fetching a new one failed: ')
         raise DownloadError(f'{damaged}{e}. To fix: {_WHAT_TO_DO}') from e

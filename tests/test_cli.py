@@ -180,3 +180,14 @@ def test_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
 def test_help_shows_recipe_defaults():
     r = run(CLI, 'mlp', '--help')
     assert 'tutorial 0.1' in r.stdout and 'full batch' in r.stdout, r.stdout
+
+
+def test_results_record_no_machine_path(monkeypatch):
+    "Results are shared and committed: they describe the data, not where it sat on one machine."
+    from cifar_nn import data
+    import numpy as np
+    monkeypatch.setattr(data, 'find_cifar', lambda *a, **k: Path('/some/private/place'))
+    monkeypatch.setattr(data, 'read_cifar', lambda *a, **k: (np.zeros((10, 3072), np.uint8),
+                                                              np.arange(10) % 10))
+    *_, source = cli.load_split('/some/private/place', 0.5, 0)
+    assert source == 'CIFAR-10, all 10 images'

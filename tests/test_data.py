@@ -762,3 +762,28 @@ def test_extracted_copy_has_ordinary_permissions(tmp_path, archive):
     batches = download_cifar(tmp_path / 'fresh', archive=archive.path, md5=archive.md5)
     umask = os.umask(0); os.umask(umask)
     assert batches.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_data_folder_that_is_a_file(tmp_path, monkeypatch):
+    (tmp_path / 'afile').write_text('x')
+    for where in (tmp_path / 'afile', tmp_path / 'afile' / 'sub'):
+        with pytest.raises(ValueError, match=f'{tmp_path / "afile"} is a file'): data_home(where)
+    monkeypatch.setenv('CIFAR_NN_DATA', str(tmp_path / 'afile'))
+    with pytest.raises(ValueError, match='is a file'): data_home()
+
+
+def test_damaged_copy_is_named_when_writing_the_new_one_fails(tmp_path, monkeypatch):
+    batches = tmp_path / BATCHES_DIR
+    batches.mkdir()
+    (batches / 'test_batch').write_bytes(b'truncated')
+    def read_only(*a, **k): raise PermissionError(30, 'Read-only file system')
+    monkeypatch.setattr(cd, 'download_cifar', read_only)
+    with pytest.raises(DownloadError, match=f'the copy in {batches} is not usable .*Read-only'):
+        cd.find_cifar(tmp_path)
+
+
+def test_not_a_tar_is_one_line(tmp_path):
+    fake = tmp_path / 'fake.tar.gz'
+    fake.write_bytes(b'garbage, not a tar')
+    with pytest.raises(ValueError) as e: download_cifar(tmp_path / 'home', archive=fake, md5=md5_of(fake))
+    assert 'not a readable tar archive' in str(e.value) and '\n' not in str(e.value)
